@@ -1,0 +1,1 @@
+"""cellosign-iac: Cellosign secrets and webhooks as code."""
