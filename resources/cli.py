@@ -1,0 +1,43 @@
+"""`cellosign-iac`: the command line. Each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .errors import CellosignError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import cmd_example, cmd_stack, cmd_validate
+
+    parser = argparse.ArgumentParser(prog="cellosign-iac", description="Cellosign secrets and webhooks as code.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check declaration files against the schemas (exit 0 valid, 1 invalid, 2 unreadable)")
+    cmd_validate.add_arguments(p)
+    p.set_defaults(handler=cmd_validate.run)
+
+    for action in ("up", "preview", "refresh", "destroy"):
+        p = sub.add_parser(action, help=f"pulumi {action} for one stack (local backend, passphrase secrets)")
+        cmd_stack.add_arguments(p)
+        p.set_defaults(handler=lambda a, action=action: cmd_stack.run_action(action, a.stack, a.file, a.diff))
+
+    p = sub.add_parser("example", help="run the main job on the bundled example: local token server + pulumi up")
+    cmd_example.add_arguments(p)
+    p.set_defaults(handler=cmd_example.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except CellosignError as exc:
+        print(f"cellosign-iac: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

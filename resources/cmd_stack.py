@@ -1,0 +1,41 @@
+"""`cellosign-iac up|preview|refresh|destroy --stack S`: the Pulumi lifecycle,
+run by the real engine through the Automation API with the project's settings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from .engine import open_stack
+from .program import program_for
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", "-s", required=True, help="stack name: dev, staging or prod")
+    parser.add_argument("--file", "-f", type=Path, default=None, help="declarations file (default: cellosign.yaml)")
+    parser.add_argument("--diff", action="store_true", help="show a detailed diff (preview and up)")
+
+
+def run_action(action: str, stack_name: str, file: Path | None = None, diff: bool = False) -> int:
+    stack = open_stack(stack_name, program_for(file))
+    out = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        if action == "up":
+            stack.up(on_output=out, diff=diff, color="never")
+        elif action == "preview":
+            stack.preview(on_output=out, diff=diff, color="never")
+        elif action == "refresh":
+            stack.refresh(on_output=out, color="never")
+        elif action == "destroy":
+            stack.destroy(on_output=out, color="never")
+        else:  # pragma: no cover - argparse restricts the choices
+            raise ValueError(action)
+    except auto.CommandError:
+        # The engine already printed every diagnostic through on_output.
+        print(f"cellosign-iac: {action} of stack '{stack_name}' failed; see the messages above. "
+              "Nothing that failed was committed to state.", file=sys.stderr)
+        return 1
+    return 0
