@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import CellosignError
 
@@ -15,7 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellosign-iac", description="Cellosign secrets and webhooks as code.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check declaration files against the schemas (exit 0 valid, 1 invalid, 2 unreadable)")
+    p = sub.add_parser(
+        "validate", help="check declaration files against the schemas (exit 0 valid, 1 invalid, 2 unreadable)"
+    )
     cmd_validate.add_arguments(p)
     p.set_defaults(handler=cmd_validate.run)
 

@@ -52,7 +52,9 @@ def seeded_server(stack_name: str, file: Path | None = None) -> TokenServer:
             server.set_account(str(identity), str(secret))
     resolver.raise_if_problems()
     if len(ports) != 1:
-        raise CellosignError(f"the example expects every token URL of stack '{stack_name}' on one port, found {sorted(ports)}")
+        raise CellosignError(
+            f"the example expects every token URL of stack '{stack_name}' on one port, found {sorted(ports)}"
+        )
     server.port = ports.pop()
     return server
 

@@ -12,7 +12,8 @@ The secret value is always made a Pulumi secret, in inputs and outputs.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 from pulumi import Input, Output, ResourceOptions
@@ -22,7 +23,7 @@ from .conventions import GENERAL, MSGRAPH
 from .secret_provider import SecretProvider
 from .secret_spec import SECRET_OUTPUTS
 
-Scope = Union[str, Sequence[str]]
+Scope = str | Sequence[str]
 
 
 class _SecretBase(Resource, module="cellosign", name="Secret"):
@@ -30,7 +31,7 @@ class _SecretBase(Resource, module="cellosign", name="Secret"):
     token_expires_in: Output[int]
     token_test_warnings: Output[list]
 
-    def _register(self, resource_name: str, props: dict[str, Any], opts: Optional[ResourceOptions]) -> None:
+    def _register(self, resource_name: str, props: dict[str, Any], opts: ResourceOptions | None) -> None:
         props.update({"tested_at": None, "token_expires_in": None, "token_test_warnings": None})
         opts = ResourceOptions.merge(opts, ResourceOptions(additional_secret_outputs=list(SECRET_OUTPUTS)))
         super().__init__(SecretProvider(), resource_name, props, opts)
@@ -43,11 +44,11 @@ def _common(
     scope: Input[Scope],
     allow_insecure_http: Input[bool],
     request_format: Input[str],
-    connect_timeout: Optional[Input[float]],
-    read_timeout: Optional[Input[float]],
-    ca_bundle: Optional[Input[str]],
-    description: Optional[Input[str]],
-    source: Optional[str],
+    connect_timeout: Input[float] | None,
+    read_timeout: Input[float] | None,
+    ca_bundle: Input[str] | None,
+    description: Input[str] | None,
+    source: str | None,
 ) -> dict[str, Any]:
     return {
         "convention": convention,
@@ -78,12 +79,12 @@ class GeneralSecret(_SecretBase, module="cellosign", name="Secret"):
         password: Input[str],
         allow_insecure_http: Input[bool] = False,
         request_format: Input[str] = "json",
-        connect_timeout: Optional[Input[float]] = None,
-        read_timeout: Optional[Input[float]] = None,
-        ca_bundle: Optional[Input[str]] = None,
-        description: Optional[Input[str]] = None,
-        source: Optional[str] = None,
-        opts: Optional[ResourceOptions] = None,
+        connect_timeout: Input[float] | None = None,
+        read_timeout: Input[float] | None = None,
+        ca_bundle: Input[str] | None = None,
+        description: Input[str] | None = None,
+        source: str | None = None,
+        opts: ResourceOptions | None = None,
     ) -> None:
         props = _common(GENERAL, url, grant_type, scope, allow_insecure_http, request_format,
                         connect_timeout, read_timeout, ca_bundle, description, source)
@@ -105,12 +106,12 @@ class GraphSecret(_SecretBase, module="cellosign", name="Secret"):
         client_secret: Input[str],
         allow_insecure_http: Input[bool] = False,
         request_format: Input[str] = "json",
-        connect_timeout: Optional[Input[float]] = None,
-        read_timeout: Optional[Input[float]] = None,
-        ca_bundle: Optional[Input[str]] = None,
-        description: Optional[Input[str]] = None,
-        source: Optional[str] = None,
-        opts: Optional[ResourceOptions] = None,
+        connect_timeout: Input[float] | None = None,
+        read_timeout: Input[float] | None = None,
+        ca_bundle: Input[str] | None = None,
+        description: Input[str] | None = None,
+        source: str | None = None,
+        opts: ResourceOptions | None = None,
     ) -> None:
         props = _common(MSGRAPH, url, grant_type, scope, allow_insecure_http, request_format,
                         connect_timeout, read_timeout, ca_bundle, description, source)

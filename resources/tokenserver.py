@@ -49,7 +49,7 @@ class TokenServer:
     requests_seen: int = 0
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> "TokenServer":
+    def start(self) -> TokenServer:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
@@ -64,7 +64,7 @@ class TokenServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "TokenServer":
+    def __enter__(self) -> TokenServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -106,7 +106,8 @@ class TokenServer:
         elif "username" in body:
             identity, secret, client = body.get("username", ""), body.get("password", ""), False
         else:
-            return 400, {"error": "invalid_request", "error_description": "send username/password or client_id/client_secret"}
+            return 400, {"error": "invalid_request",
+                         "error_description": "send username/password or client_id/client_secret"}
         with self._lock:
             account = self.accounts.get(identity)
         if account is None or not secrets.compare_digest(account.secret.encode(), secret.encode()):
@@ -114,7 +115,8 @@ class TokenServer:
                 return 401, {"error": "invalid_client", "error_description": "client authentication failed"}
             return 400, {"error": "invalid_grant", "error_description": "invalid username or password"}
         if grant_type not in account.grant_types:
-            return 400, {"error": "unsupported_grant_type", "error_description": f"grant_type {grant_type!r} is not allowed"}
+            return 400, {"error": "unsupported_grant_type",
+                         "error_description": f"grant_type {grant_type!r} is not allowed"}
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._tokens[token] = identity

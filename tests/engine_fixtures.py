@@ -7,7 +7,10 @@ repository's stacks.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from resources.engine import PROJECT_ROOT, open_stack
+from resources.engine import PROJECT_ROOT, engine_env, open_stack, pulumi_bin_dir
 from resources.program import program_for
 
 PASSPHRASE = "test-passphrase-not-a-secret"
@@ -69,7 +72,14 @@ class Project:
         return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*") if p.is_file())
 
     def exported(self) -> dict[str, Any]:
-        return self.stack().export_stack().deployment  # type: ignore[no-any-return]
+        """`pulumi stack export` WITHOUT --show-secrets (the Automation API's
+        export_stack passes --show-secrets, so it is not used here)."""
+        env = {**os.environ, **engine_env(self.state_dir, PASSPHRASE)}
+        proc = subprocess.run(
+            [str(pulumi_bin_dir() / "pulumi"), "stack", "export", "--stack", self.stack_name],
+            cwd=self.root, env=env, capture_output=True, text=True, check=True, timeout=120,
+        )
+        return json.loads(proc.stdout)["deployment"]  # type: ignore[no-any-return]
 
     def resources(self, type_suffix: str = "cellosign:Secret") -> dict[str, dict[str, Any]]:
         out = {}
