@@ -152,6 +152,15 @@ def run_token_test(name: str, request: TokenRequest) -> TokenTestResult:
 
     Never raises (a bug ends as kind ``unexpected_error``); thread-safe.
     """
+    return obtain_token(name, request)[0]
+
+
+def obtain_token(name: str, request: TokenRequest) -> tuple[TokenTestResult, str | None]:
+    """Like run_token_test, and also hand back the access token when the test passed.
+
+    For webhook test deliveries only: the caller keeps the token in memory for
+    one request and never stores, logs or returns it.
+    """
     started = time.monotonic()
     tested_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     redactor = _Redactor(_str_values(getattr(request, "secret_values", ())))
@@ -164,7 +173,7 @@ def run_token_test(name: str, request: TokenRequest) -> TokenTestResult:
             f"{_clean(str(exc), redactor, _MESSAGE_LIMIT)})",
         )
     final = redactor.extended(outcome.hidden)
-    return TokenTestResult(
+    result = TokenTestResult(
         secret=name,
         ok=outcome.kind == "ok",
         kind=outcome.kind,
@@ -177,6 +186,7 @@ def run_token_test(name: str, request: TokenRequest) -> TokenTestResult:
         tested_at=tested_at,
         elapsed_ms=int((time.monotonic() - started) * 1000),
     )
+    return result, (outcome.token if result.ok else None)
 
 
 def close_clients() -> None:
@@ -201,6 +211,7 @@ class _Outcome:
     expires_in: int | None = None
     warnings: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)  # token values to redact from the output
+    token: str | None = field(default=None, repr=False)  # only for obtain_token; never in a result
 
 
 class _Failure(Exception):
@@ -1051,7 +1062,7 @@ def _judge(answer: _Answer, request: TokenRequest, redactor: _Redactor) -> _Outc
                         "Cellosign sends the token as a Bearer token")
 
     return outcome("ok", f"{label}: the endpoint returned a usable token (expires_in {expires_in} s)",
-                   expires_in=expires_in, warnings=warnings, hidden=hidden)
+                   expires_in=expires_in, warnings=warnings, hidden=hidden, token=token.strip())
 
 
 def _token_problem(token: Any) -> str | None:
