@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 from .cmd_stack import run_action
@@ -21,6 +22,7 @@ from .program import default_declarations, program_for
 from .resolve import Resolver
 from .stack_config import stack_lookup
 from .tokenserver import TokenServer
+from .webhook_target import WebhookTarget
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -59,18 +61,54 @@ def seeded_server(stack_name: str, file: Path | None = None) -> TokenServer:
     return server
 
 
+def seeded_target(stack_name: str, server: TokenServer, file: Path | None = None) -> WebhookTarget | None:
+    """A webhook receiver on the stack's loopback webhook port, accepting tokens of the declared secrets."""
+    path = file or default_declarations()
+    stack = open_stack(stack_name, program_for(path))
+    resolver = Resolver(stack_lookup(stack), stack=stack_name)
+    data = load_declarations(path).data
+    identities = {}
+    for i, decl in enumerate(data.get("secrets") or []):
+        props = resolver.secret_props(decl, where=f"secrets[{i}]")
+        identities[decl.get("name")] = props.get("username") or props.get("client_id")
+    ports: set[int] = set()
+    allowed: set[str] = set()
+    for i, hook in enumerate(data.get("webhooks") or []):
+        url = urllib.parse.urlsplit(str(resolver.value(hook.get("url"), where=f"webhooks[{i}].url", secret=False)))
+        if url.hostname not in LOOPBACK or url.port is None:
+            raise CellosignError(f"webhook '{hook.get('name')}' of stack '{stack_name}' does not point at 127.0.0.1")
+        ports.add(url.port)
+        allowed.add(str(identities.get(hook.get("secret"))))
+    resolver.raise_if_problems()
+    if not ports:
+        return None
+    if len(ports) != 1:
+        raise CellosignError(f"the example expects every webhook URL of stack '{stack_name}' on one port")
+    return WebhookTarget(server, allowed_identities=allowed, port=ports.pop())
+
+
+def _listen(what: str, start: Callable[[], object], port: int, stack: str) -> bool:
+    try:
+        start()
+    except OSError as exc:
+        print(f"cellosign-iac: cannot listen on 127.0.0.1:{port} for the example {what} ({exc.strerror}). "
+              f"Stop whatever uses that port, or point stack '{stack}' elsewhere with pulumi config set.",
+              file=sys.stderr)
+        return False
+    print(f"local {what} listening on 127.0.0.1:{port} (stopped when this command ends)", flush=True)
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     server = seeded_server(args.stack, args.file)
-    try:
-        server.start()
-    except OSError as exc:
-        print(f"cellosign-iac: cannot listen on 127.0.0.1:{server.port} for the example token server ({exc.strerror}). "
-              f"Stop whatever uses that port, or point the stack elsewhere: "
-              f"pulumi config set --stack {args.stack} crmTokenUrl http://127.0.0.1:<port>/oauth2/token",
-              file=sys.stderr)
+    target = seeded_target(args.stack, server, args.file)
+    if not _listen("token server", server.start, server.port, args.stack):
         return 2
-    print(f"local token server listening on 127.0.0.1:{server.port} (stopped when this command ends)", flush=True)
     try:
+        if target is not None and not _listen("webhook target", target.start, target.port, args.stack):
+            return 2
         return run_action("up", args.stack, args.file)
     finally:
         server.stop()
+        if target is not None:
+            target.stop()

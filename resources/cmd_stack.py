@@ -9,8 +9,9 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from .engine import open_stack
+from .engine import export_deployment, open_stack
 from .program import program_for
+from .review import write_review
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diff", action="store_true", help="show a detailed diff (preview and up)")
 
 
-def run_action(action: str, stack_name: str, file: Path | None = None, diff: bool = False) -> int:
+def run_action(
+    action: str, stack_name: str, file: Path | None = None, diff: bool = False, review_dir: Path | None = None
+) -> int:
     stack = open_stack(stack_name, program_for(file))
     out = lambda line: print(line, flush=True)  # noqa: E731
     try:
@@ -37,5 +40,12 @@ def run_action(action: str, stack_name: str, file: Path | None = None, diff: boo
         # The engine already printed every diagnostic through on_output.
         print(f"cellosign-iac: {action} of stack '{stack_name}' failed; see the messages above. "
               "Nothing that failed was committed to state.", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    else:
+        code = 0
+    if action != "preview":
+        # The review copy follows state, whatever succeeded: written after every up, refresh and destroy.
+        path = write_review(stack_name, export_deployment(stack), review_dir)
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        print(f"review copy (redacted, safe to commit): {shown}")
+    return code

@@ -6,8 +6,8 @@ convention (see the product spec). Everything else asks it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 GENERAL = "general"
 MSGRAPH = "msgraph"

@@ -12,11 +12,13 @@ Python dynamic provider plugin from the project's virtual environment.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any
 
 from pulumi import automation as auto
 
@@ -97,6 +99,24 @@ def open_stack(
         env_vars=env,
         pulumi_command=command,
     )
-    return auto.create_or_select_stack(
+    stack = auto.create_or_select_stack(
         stack_name=stack_name, project_name=PROJECT_NAME, program=program, opts=opts
     )
+    from .stack_config import ensure_fingerprint_key  # late: stack_config builds on this module
+
+    if ensure_fingerprint_key(stack):
+        print(f"created a review fingerprint key for stack '{stack_name}' "
+              f"(encrypted in Pulumi.{stack_name}.yaml; commit that file)", file=sys.stderr)
+    return stack
+
+
+def export_deployment(stack: auto.Stack) -> dict[str, Any]:
+    """The stack's state as `pulumi stack export` prints it WITHOUT --show-secrets.
+
+    (The Automation API's own export_stack passes --show-secrets: never used here.)
+    """
+    ws = stack.workspace
+    assert isinstance(ws, auto.LocalWorkspace)
+    result = ws._run_pulumi_cmd_sync(["stack", "export", "--stack", stack.name])
+    deployment: dict[str, Any] = json.loads(result.stdout).get("deployment") or {}
+    return deployment

@@ -27,9 +27,17 @@ class ResolutionError(CellosignError):
 class TokenTestFailed(CellosignError):
     """The live token test did not get an answer Cellosign could use; nothing was committed."""
 
-    def __init__(self, result: "TokenTestResult") -> None:
+    def __init__(self, result: TokenTestResult) -> None:
         self.result = result
         text = f"token test failed for secret '{result.secret}' [{result.kind}]: {result.message}"
         if result.hint:
             text += f"\n  hint: {result.hint}"
         super().__init__(text)
+
+
+class WebhookDeliveryFailed(CellosignError):
+    """The webhook target did not accept the test delivery; nothing was committed."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(f"test delivery failed [{kind}]: {message}")

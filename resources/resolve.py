@@ -9,12 +9,15 @@ It never puts a secret value into a message.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .conventions import CONVENTIONS, SECRET_FIELDS
 from .engine import PROJECT_NAME
 from .errors import ResolutionError
+
+BOOLEAN_FIELDS = frozenset({"allow_insecure_http", "test_delivery"})
 
 # lookup(full_key) -> (value or None, is_secret)
 ConfigLookup = Callable[[str], tuple[Any, bool]]
@@ -45,6 +48,13 @@ class Resolver:
     def value(self, ref: Any, *, where: str, secret: bool) -> Any:
         if not isinstance(ref, dict):
             return ref
+        resolved = self._lookup(ref, where=where, secret=secret)
+        # Stack config holds text: a boolean field read from config becomes a boolean.
+        if where.rsplit(".", 1)[-1] in BOOLEAN_FIELDS and isinstance(resolved, str):
+            return {"true": True, "false": False}.get(resolved.strip().lower(), resolved)
+        return resolved
+
+    def _lookup(self, ref: dict[str, Any], *, where: str, secret: bool) -> Any:
         if "config" in ref:
             key = full_key(str(ref["config"]))
             value, is_secret = self.lookup(key)

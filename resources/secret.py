@@ -49,6 +49,7 @@ def _common(
     ca_bundle: Input[str] | None,
     description: Input[str] | None,
     source: str | None,
+    secret_fingerprint: str | None,
 ) -> dict[str, Any]:
     return {
         "convention": convention,
@@ -62,6 +63,8 @@ def _common(
         "ca_bundle": ca_bundle,
         "description": description,
         "source": source,
+        # A keyed fingerprint of the secret value: preview shows that it changed, never the value.
+        "secret_fingerprint": secret_fingerprint,
     }
 
 
@@ -84,10 +87,11 @@ class GeneralSecret(_SecretBase, module="cellosign", name="Secret"):
         ca_bundle: Input[str] | None = None,
         description: Input[str] | None = None,
         source: str | None = None,
+        secret_fingerprint: str | None = None,
         opts: ResourceOptions | None = None,
     ) -> None:
         props = _common(GENERAL, url, grant_type, scope, allow_insecure_http, request_format,
-                        connect_timeout, read_timeout, ca_bundle, description, source)
+                        connect_timeout, read_timeout, ca_bundle, description, source, secret_fingerprint)
         props.update({"name": resource_name, "username": username, "password": pulumi.Output.secret(password)})
         self._register(resource_name, props, opts)
 
@@ -111,10 +115,11 @@ class GraphSecret(_SecretBase, module="cellosign", name="Secret"):
         ca_bundle: Input[str] | None = None,
         description: Input[str] | None = None,
         source: str | None = None,
+        secret_fingerprint: str | None = None,
         opts: ResourceOptions | None = None,
     ) -> None:
         props = _common(MSGRAPH, url, grant_type, scope, allow_insecure_http, request_format,
-                        connect_timeout, read_timeout, ca_bundle, description, source)
+                        connect_timeout, read_timeout, ca_bundle, description, source, secret_fingerprint)
         props.update({"name": resource_name, "client_id": client_id,
                       "client_secret": pulumi.Output.secret(client_secret)})
         self._register(resource_name, props, opts)

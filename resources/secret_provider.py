@@ -9,7 +9,8 @@ Up to four calls run at once; the token test's HTTP clients are cached in
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pulumi.dynamic import (
     CheckFailure,

@@ -5,7 +5,8 @@ the provider (plugin side) so both agree on what a secret is.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .conventions import CONVENTIONS, Convention, normalize_scopes
 from .tokentest import TokenRequest
@@ -40,6 +41,8 @@ COMPARED_KEYS: tuple[str, ...] = (
     "read_timeout",
     "ca_bundle",
     "description",
+    # Stored for the review copy; it changes with the secret value (or the stack's fingerprint key).
+    "secret_fingerprint",
 )
 
 SECRET_OUTPUTS = ["password", "client_secret"]

@@ -6,10 +6,12 @@ feed the same Resolver the program uses, so the CLI and `pulumi up` agree.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from pulumi import automation as auto
 
+from .engine import PROJECT_NAME
 from .resolve import ConfigLookup, mapping_lookup
 
 
@@ -18,3 +20,18 @@ def stack_lookup(stack: auto.Stack) -> ConfigLookup:
         key: (item.value, bool(item.secret)) for key, item in stack.get_all_config().items()
     }
     return mapping_lookup(values)
+
+
+FINGERPRINT_KEY = "reviewFingerprintKey"
+
+
+def ensure_fingerprint_key(stack: auto.Stack) -> bool:
+    """Give the stack its own random key for review fingerprints (encrypted config), once.
+
+    Returns True when the key was created now (Pulumi.<stack>.yaml changed: commit it).
+    """
+    full = f"{PROJECT_NAME}:{FINGERPRINT_KEY}"
+    if full in stack.get_all_config():
+        return False
+    stack.set_config(full, auto.ConfigValue(secrets.token_hex(32), secret=True))
+    return True

@@ -390,19 +390,27 @@ def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
 
 
 def _client_for(request: TokenRequest) -> httpx.Client:
-    key: _ClientKey = (request.ca_bundle, float(request.connect_timeout), float(request.read_timeout))
-    signature = _bundle_signature(request.ca_bundle)
+    return shared_client(request.ca_bundle, request.connect_timeout, request.read_timeout)
+
+
+def shared_client(ca_bundle: str | None, connect_timeout: float, read_timeout: float) -> httpx.Client:
+    """The process-wide client for these settings (one TLS context each; never follows redirects).
+
+    Also used for webhook test deliveries. Raises _CaBundleError for an unusable bundle.
+    """
+    key: _ClientKey = (ca_bundle, float(connect_timeout), float(read_timeout))
+    signature = _bundle_signature(ca_bundle)
     with _clients_lock:
         entry = _clients.get(key)
         if entry is not None and entry[0] == signature:
             return entry[1]
         client = httpx.Client(
-            verify=_ssl_context(request.ca_bundle),
+            verify=_ssl_context(ca_bundle),
             timeout=httpx.Timeout(
-                connect=request.connect_timeout,
-                read=request.read_timeout,
-                write=request.read_timeout,
-                pool=request.connect_timeout,
+                connect=connect_timeout,
+                read=read_timeout,
+                write=read_timeout,
+                pool=connect_timeout,
             ),
             follow_redirects=False,
             # A fresh connection per test: the total deadline can always reach the socket,

@@ -663,13 +663,19 @@ def validate_document(loaded: Loaded) -> list[Problem]:
     return _finish(ctx, schema_raws, code_raws, _literal_secrets(_items(data, "secrets")))
 
 
+RESOURCE_ONLY_KEYS = frozenset({"source", "secret_fingerprint", "tested_at", "token_expires_in",
+                                "token_test_warnings"})
+
+
 def _declaration_shape(props: Mapping[str, Any]) -> dict[str, Any]:
     """A Secret resource's inputs in the declaration's shape.
 
-    Ignored: values None, Pulumi's own keys (``__provider``…), ``source`` (where the
-    secret is declared); ``connect_timeout``/``read_timeout`` become ``timeouts``.
+    Ignored: values None, Pulumi's own keys (``__provider``…), what the program adds
+    (``source``: where the secret is declared; ``secret_fingerprint``), and the
+    provider's outputs; ``connect_timeout``/``read_timeout`` become ``timeouts``.
     """
-    out = {k: v for k, v in props.items() if v is not None and not k.startswith("__") and k != "source"}
+    out = {k: v for k, v in props.items()
+           if v is not None and not k.startswith("__") and k not in RESOURCE_ONLY_KEYS}
     timeouts = {k: out.pop(f"{k}_timeout") for k in ("connect", "read") if f"{k}_timeout" in out}
     if timeouts:
         existing = out.get("timeouts")
