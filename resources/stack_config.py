@@ -11,6 +11,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
+from .desired import FINGERPRINT_KEY
 from .engine import PROJECT_NAME
 from .resolve import ConfigLookup, mapping_lookup
 
@@ -21,8 +22,6 @@ def stack_lookup(stack: auto.Stack) -> ConfigLookup:
     }
     return mapping_lookup(values)
 
-
-FINGERPRINT_KEY = "reviewFingerprintKey"
 
 
 def ensure_fingerprint_key(stack: auto.Stack) -> bool:
