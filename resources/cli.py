@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import CellosignError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cmd_example, cmd_stack, cmd_validate
+    from . import cmd_example, cmd_promote, cmd_render, cmd_stack, cmd_validate
 
     parser = argparse.ArgumentParser(prog="cellosign-iac", description="Cellosign secrets and webhooks as code.")
+    parser.add_argument("--project-dir", type=Path, default=None,
+                        help="folder with Pulumi.yaml, the stack files and cellosign.yaml (default: this repository)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -26,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_stack.add_arguments(p)
         p.set_defaults(handler=lambda a, action=action: cmd_stack.run_action(action, a.stack, a.file, a.diff))
 
+    p = sub.add_parser("render", help="print or write the redacted Cellosign configuration of a stack")
+    cmd_render.add_arguments(p)
+    p.set_defaults(handler=cmd_render.run)
+
+    p = sub.add_parser("promote", help="is the target stack ready for what the source runs? (exit 0 ready, 1 not)")
+    cmd_promote.add_arguments(p)
+    p.set_defaults(handler=cmd_promote.run)
+
     p = sub.add_parser("example", help="run the main job on the bundled example: local token server + pulumi up")
     cmd_example.add_arguments(p)
     p.set_defaults(handler=cmd_example.run)
@@ -34,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.project_dir is not None:
+        os.environ["CELLOSIGN_PROJECT_DIR"] = str(args.project_dir.resolve())
     try:
         return int(args.handler(args))
     except CellosignError as exc:

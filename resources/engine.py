@@ -30,6 +30,12 @@ PROJECT_NAME = "cellosign-iac"
 EXAMPLE_PASSPHRASE = "cellosign-iac-example-only"
 
 
+def project_dir() -> Path:
+    """The folder with Pulumi.yaml, the stack files, cellosign.yaml and review/:
+    this repository, unless CELLOSIGN_PROJECT_DIR (or `cellosign-iac --project-dir`) says otherwise."""
+    return Path(os.environ.get("CELLOSIGN_PROJECT_DIR") or PROJECT_ROOT).resolve()
+
+
 class EngineSetupError(RuntimeError):
     """The Pulumi CLI or its settings are not usable; the message says how to fix it."""
 
@@ -65,7 +71,7 @@ def engine_env(state_dir: Path | None = None, passphrase: str | None = None) -> 
     }
     backend = os.environ.get("PULUMI_BACKEND_URL")
     if not backend:
-        folder = state_dir or PROJECT_ROOT / ".pulumi" / "state"
+        folder = state_dir or project_dir() / ".pulumi" / "state"
         folder.mkdir(parents=True, exist_ok=True)
         backend = f"file://{folder.resolve()}"
     env["PULUMI_BACKEND_URL"] = backend
@@ -80,7 +86,7 @@ def open_stack(
     stack_name: str,
     program: Callable[[], None],
     *,
-    work_dir: Path = PROJECT_ROOT,
+    work_dir: Path | None = None,
     state_dir: Path | None = None,
     passphrase: str | None = None,
     extra_env: Mapping[str, str] | None = None,
@@ -94,7 +100,7 @@ def open_stack(
         os.environ.setdefault(key, env[key])
     command = auto.PulumiCommand(root=str(pulumi_bin_dir().parent), skip_version_check=True)
     opts = auto.LocalWorkspaceOptions(
-        work_dir=str(work_dir),
+        work_dir=str(work_dir or project_dir()),
         pulumi_home=env["PULUMI_HOME"],
         env_vars=env,
         pulumi_command=command,

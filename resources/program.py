@@ -15,7 +15,7 @@ import pulumi
 
 from .conventions import CONVENTIONS, GENERAL
 from .desired import DeclarationsInvalid, resolve_desired
-from .engine import PROJECT_ROOT
+from .engine import project_dir
 from .errors import CellosignError
 from .loader import DeclarationFileError
 from .render import render
@@ -27,7 +27,7 @@ __all__ = ["DeclarationsInvalid", "default_declarations", "program_for"]
 
 
 def default_declarations() -> Path:
-    return Path(os.environ.get("CELLOSIGN_DECLARATIONS") or PROJECT_ROOT / "cellosign.yaml")
+    return Path(os.environ.get("CELLOSIGN_DECLARATIONS") or project_dir() / "cellosign.yaml")
 
 
 def program_for(path: Path | None = None) -> Callable[[], None]:

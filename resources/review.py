@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import CONVENTIONS
-from .engine import PROJECT_ROOT
+from .engine import project_dir
 from .render import ConfigModel, SecretEntry, WebhookEntry, render, write_atomically
-
-REVIEW_DIR = PROJECT_ROOT / "review"
 
 
 def review_path(stack: str, folder: Path | None = None) -> Path:
-    return (folder or REVIEW_DIR) / f"{stack}.cellosign.yaml"
+    return (folder or project_dir() / "review") / f"{stack}.cellosign.yaml"
 
 
 def model_from_state(stack: str, deployment: dict[str, Any]) -> ConfigModel:
