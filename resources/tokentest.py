@@ -4,7 +4,7 @@ A secret may only reach Cellosign when its token endpoint, asked the way
 Cellosign asks, returns an answer Cellosign can use: HTTP 2xx, a JSON object
 with a non-empty ``access_token`` and a positive ``expires_in``.
 
-Every outcome is one documented *kind* (see ``KINDS`` and ``TOKEN_KINDS.md``)
+Every outcome is one documented *kind* (see ``KINDS`` and the README)
 with a specific, operator-friendly message. Messages, hints and warnings never
 contain a credential (``TokenRequest.secret_values``, in any usual encoding)
 nor the access token; the token itself is never kept.

@@ -481,7 +481,7 @@ def test_result_json_shape() -> None:
 
 
 def test_every_kind_is_documented() -> None:
-    doc = (ROOT / "resources" / "TOKEN_KINDS.md").read_text(encoding="utf-8")
+    doc = (ROOT / "README.md").read_text(encoding="utf-8")
     for kind, (_meaning, ok) in tokentest.KINDS.items():
         assert f"`{kind}`" in doc, kind
         assert ok == (kind == "ok")
