@@ -527,10 +527,12 @@ def _webhook_rules(hook: Mapping[str, Any], path: Path_, secret_names: Collectio
     raws = _url_rules(hook, path)
     secret = hook.get("secret")
     if secret_names is not None and isinstance(secret, str) and secret not in secret_names:
-        message = f"secret '{secret}' is not declared under secrets:"
+        message = f"webhook '{hook.get('name')}' uses secret '{secret}', which is not declared under secrets:"
         guess = _close(secret, secret_names)
         if guess:
             message += f" — did you mean '{guess}'?"
+        else:
+            message += " (deleting a secret that a webhook still uses is refused: change or remove the webhook too)"
         expected = "one of: " + ", ".join(sorted(secret_names)) if secret_names else "a secret declared under secrets:"
         raws.append(_Raw(path + ("secret",), "secret", message, expected))
     headers = hook.get("headers")

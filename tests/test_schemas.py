@@ -307,7 +307,9 @@ def test_validate_webhook_resolves_the_secret_name_against_the_declared_ones() -
         hook, resolved=False, secret_names={"graph-mail", "crm-api"}, path_prefix="webhooks[0]"
     )
     assert problem.path == "webhooks[0].secret"
-    assert problem.message == "secret 'graph' is not declared under secrets: — did you mean 'graph-mail'?"
+    assert problem.message == (
+        "webhook 'signed' uses secret 'graph', which is not declared under secrets: — did you mean 'graph-mail'?"
+    )
     hook["headers"] = {"AUTHORIZATION": "Bearer x"}
     (problem,) = validate_webhook(hook, resolved=True, secret_names={"graph"})
     assert problem.path == "headers.AUTHORIZATION" and "reserved" in problem.message
@@ -414,3 +416,10 @@ def test_schema_and_url_rules_agree(url: str, allow: bool) -> None:
     instance = _secret("general", url=url, allow_insecure_http=allow)
     schema_ok = not any(e for e in schema_validator.iter_errors(instance))
     assert schema_ok == (url_problems(url, allow) == [])
+
+
+def test_deleting_a_secret_that_a_webhook_uses_is_refused_naming_both() -> None:
+    hook = {"name": "signed", "url": "https://h.example.com/x", "events": ["document.signed"], "secret": "crm-api"}
+    (problem,) = validate_webhook(hook, resolved=False, secret_names={"graph-mail"})
+    assert "webhook 'signed'" in problem.message and "secret 'crm-api'" in problem.message
+    assert "deleting a secret that a webhook still uses is refused" in problem.message
