@@ -48,7 +48,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from .engine import PROJECT_ROOT, engine_env, pulumi_bin_dir
+from .engine import engine_env, project_dir, pulumi_bin_dir
 from .errors import CellosignError
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # marks a secret value in a Pulumi checkpoint
@@ -67,8 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "else file://<project-dir>/.pulumi/state)")
     parser.add_argument("--stack", "-s", dest="stacks", action="append", default=None, metavar="NAME",
                         help="stack to move (repeatable; default: every stack of the project in the source)")
-    parser.add_argument("--project-dir", type=Path, default=PROJECT_ROOT,
-                        help="folder with Pulumi.yaml and the Pulumi.<stack>.yaml files (default: this project)")
     parser.add_argument("--force", action="store_true",
                         help="replace a target stack that already holds different state")
     parser.add_argument("--dry-run", action="store_true", help="check and list what would move; change nothing")
@@ -98,8 +96,17 @@ class Backend:
     _env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._env = engine_env()
-        self._env["PULUMI_BACKEND_URL"] = self.url
+        # The project's settings for every Pulumi process, with this backend (and no local
+        # state folder created on the way, which engine_env does when no backend is set).
+        saved = os.environ.get("PULUMI_BACKEND_URL")
+        os.environ["PULUMI_BACKEND_URL"] = self.url
+        try:
+            self._env = engine_env()
+        finally:
+            if saved is None:
+                del os.environ["PULUMI_BACKEND_URL"]
+            else:
+                os.environ["PULUMI_BACKEND_URL"] = saved
         for key in ("PULUMI_SKIP_UPDATE_CHECK", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"):
             os.environ.setdefault(key, self._env[key])
         self._command = auto.PulumiCommand(root=str(pulumi_bin_dir().parent), skip_version_check=True)
@@ -325,7 +332,9 @@ def current_backend(work_dir: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    work_dir = Path(args.project_dir).resolve()
+    # The project folder: `cellosign-iac --project-dir`, CELLOSIGN_PROJECT_DIR, or this repository.
+    given = getattr(args, "project_dir", None)
+    work_dir = Path(given).resolve() if given else project_dir()
     if not (work_dir / "Pulumi.yaml").is_file():
         print(f"cellosign-iac: no Pulumi.yaml in {work_dir}", file=sys.stderr)
         return 2

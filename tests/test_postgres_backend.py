@@ -134,8 +134,11 @@ def stack_project(tmp_path: Path, idp: TokenServer, stacks: tuple[str, ...]) -> 
     for name in stacks:
         idp.set_account(f"svc-crm-{name}", crm_password(name))
         proj.stack_name = name
-        proj.set_config({"tokenUrl": idp.url, "crmUsername": f"svc-crm-{name}", "crmPassword": crm_password(name),
-                         "graphSecret": GRAPH_SECRET}, secret={"crmPassword", "graphSecret"})
+        values = {"tokenUrl": idp.url, "crmUsername": f"svc-crm-{name}", "crmPassword": crm_password(name),
+                  "graphSecret": GRAPH_SECRET}
+        # One `pulumi config set-all`; the stack is created on the backend in use.
+        proj.stack().set_all_config({key: auto.ConfigValue(value, secret=key in ("crmPassword", "graphSecret"))
+                                     for key, value in values.items()})
     return proj
 
 
@@ -377,7 +380,8 @@ def test_migrate_file_stacks_to_postgres(pg: PostgresServer, pg_db: str, tmp_pat
 
     parser = argparse.ArgumentParser()
     cmd_migrate.add_arguments(parser)
-    argv = ["--to", pg_url, "--project-dir", str(proj.root)]
+    monkeypatch.setenv("CELLOSIGN_PROJECT_DIR", str(proj.root))  # what `cellosign-iac --project-dir` sets
+    argv = ["--to", pg_url]
     with monkeypatch.context() as env:
         env.setenv("PULUMI_BACKEND_URL", file_url)  # "the current backend": the source by default
         # A stack locked by a running update is not moved.
@@ -434,12 +438,13 @@ def test_migrate_file_stacks_to_postgres(pg: PostgresServer, pg_db: str, tmp_pat
     assert cmd_migrate.differences(drifted, backend(proj.root, pg_url).view("dev")) == []
 
 
-def test_migrate_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     parser = argparse.ArgumentParser()
     cmd_migrate.add_arguments(parser)
-    assert cmd_migrate.run(parser.parse_args(["--to", "not-a-url", "--project-dir", str(PROJECT_ROOT)])) == 2
-    assert cmd_migrate.run(parser.parse_args(["--to", "postgres://x@127.0.0.1:1/db",
-                                              "--project-dir", str(tmp_path)])) == 2
+    assert cmd_migrate.run(parser.parse_args(["--to", "not-a-url"])) == 2
+    monkeypatch.setenv("CELLOSIGN_PROJECT_DIR", str(tmp_path))  # no Pulumi.yaml there
+    assert cmd_migrate.run(parser.parse_args(["--to", "postgres://x@127.0.0.1:1/db"])) == 2
     assert "not a backend URL" in capsys.readouterr().err
     assert cmd_migrate.redact("postgres://u:s3cret@h:5432/db?sslmode=disable") == \
         "postgres://u:****@h:5432/db?sslmode=disable"
