@@ -12,7 +12,7 @@ from .errors import CellosignError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cmd_example, cmd_promote, cmd_render, cmd_stack, cmd_validate
+    from . import cmd_example, cmd_migrate, cmd_promote, cmd_render, cmd_stack, cmd_validate
 
     parser = argparse.ArgumentParser(prog="cellosign-iac", description="Cellosign secrets and webhooks as code.")
     parser.add_argument("--project-dir", type=Path, default=None,
@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="is the target stack ready for what the source runs? (exit 0 ready, 1 not)")
     cmd_promote.add_arguments(p)
     p.set_defaults(handler=cmd_promote.run)
+
+    p = sub.add_parser("migrate",
+                       help="move stacks to another state backend (file:// -> postgres://), outputs compared")
+    cmd_migrate.add_arguments(p)
+    p.set_defaults(handler=cmd_migrate.run)
 
     p = sub.add_parser("example", help="run the main job on the bundled example: local token server + pulumi up")
     cmd_example.add_arguments(p)
