@@ -36,8 +36,12 @@ def run_action(
             stack.destroy(on_output=out, color="never")
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(action)
-    except auto.CommandError:
-        # The engine already printed every diagnostic through on_output.
+    except auto.CommandError as exc:
+        # The engine printed its diagnostics through on_output, except with --diff: then
+        # Pulumi writes them (the failed token test, ...) to its stderr, held by the exception.
+        diagnostics = str(exc).rsplit("\n stderr:", 1)[1].strip() if "\n stderr:" in str(exc) else ""
+        if diagnostics:
+            print(diagnostics, file=sys.stderr, flush=True)
         print(f"cellosign-iac: {action} of stack '{stack_name}' failed; see the messages above. "
               "Nothing that failed was committed to state.", file=sys.stderr)
         code = 1
