@@ -12,7 +12,7 @@ from .errors import CellosignError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cmd_example, cmd_migrate, cmd_promote, cmd_render, cmd_stack, cmd_validate
+    from . import cmd_example, cmd_migrate, cmd_promote, cmd_render, cmd_stack, cmd_test_token, cmd_validate
 
     parser = argparse.ArgumentParser(prog="cellosign-iac", description="Cellosign secrets and webhooks as code.")
     parser.add_argument("--project-dir", type=Path, default=None,
@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(action, help=f"pulumi {action} for one stack (local backend, passphrase secrets)")
         cmd_stack.add_arguments(p)
         p.set_defaults(handler=lambda a, action=action: cmd_stack.run_action(action, a.stack, a.file, a.diff))
+
+    p = sub.add_parser("test-token", help="live token test of the declared secrets for one stack "
+                       "(exit 0 all ok, 1 any failed, 2 usage or unresolvable)")
+    cmd_test_token.add_arguments(p)
+    p.set_defaults(handler=cmd_test_token.run)
 
     p = sub.add_parser("render", help="print or write the redacted Cellosign configuration of a stack")
     cmd_render.add_arguments(p)

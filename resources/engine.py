@@ -63,7 +63,12 @@ def engine_env(state_dir: Path | None = None, passphrase: str | None = None) -> 
     env: dict[str, str] = {
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        # Secrets and webhooks are independent: one failed token test must not keep the
+        # others from being committed (up and destroy go on; dependents of a failure are skipped).
+        "PULUMI_CONTINUE_ON_ERROR": "true",
         "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        # Pulumi's gRPC debug dump would write config and provider inputs (secrets) in plaintext.
+        "PULUMI_DEBUG_GRPC": "",
         # The dynamic provider process must import this package: run it from our venv.
         "PULUMI_RUNTIME_VIRTUALENV": sys.prefix,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",

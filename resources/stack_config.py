@@ -6,7 +6,9 @@ feed the same Resolver the program uses, so the CLI and `pulumi up` agree.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
 from typing import Any
 
 from pulumi import automation as auto
@@ -32,5 +34,13 @@ def ensure_fingerprint_key(stack: auto.Stack) -> bool:
     full = f"{PROJECT_NAME}:{FINGERPRINT_KEY}"
     if full in stack.get_all_config():
         return False
-    stack.set_config(full, auto.ConfigValue(secrets.token_hex(32), secret=True))
+    # Through stdin: the Automation API's set_config puts the value on the command line,
+    # where any user of the machine could read it in the process list.
+    ws = stack.workspace
+    assert isinstance(ws, auto.LocalWorkspace)
+    env = {**os.environ, **ws.env_vars, **({"PULUMI_HOME": ws.pulumi_home} if ws.pulumi_home else {})}
+    subprocess.run(
+        [ws.pulumi_command.command, "config", "set", "--secret", "--stack", stack.name, full],
+        input=secrets.token_hex(32), text=True, cwd=ws.work_dir, env=env, check=True, capture_output=True, timeout=120,
+    )
     return True
