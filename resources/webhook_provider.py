@@ -15,11 +15,6 @@ from typing import Any
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    ResourceProvider,
-    UpdateResult,
 )
 
 from .delivery import send_test_delivery
@@ -27,13 +22,16 @@ from .errors import TokenTestFailed, WebhookDeliveryFailed
 from .secret_spec import UNKNOWN, normalize_inputs, token_request_for
 from .tokentest import obtain_token
 from .validation import validate_webhook
+from .verified_provider import VerifiedProvider
 
 # Added by the program or the provider, not part of a declaration.
 PROGRAM_KEYS = frozenset({"__provider", "auth", "auth_fingerprint", "source", "verified_at", "delivery_status"})
 COMPARED_KEYS = ("url", "allow_insecure_http", "events", "secret", "headers", "test_delivery", "description", "auth")
 
 
-class WebhookProvider(ResourceProvider):
+class WebhookProvider(VerifiedProvider):
+    COMPARED_KEYS = COMPARED_KEYS
+
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = dict(news)
         inputs.setdefault("test_delivery", True)
@@ -46,26 +44,7 @@ class WebhookProvider(ResourceProvider):
                 failures.append(CheckFailure("", f"{prefix}{problem.path or problem.field}: {problem.message}"))
         return CheckResult(inputs, failures)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in COMPARED_KEYS if olds.get(k) != news.get(k)]
-        unknown = any(news.get(k) == UNKNOWN for k in COMPARED_KEYS)
-        return DiffResult(changes=bool(changed) or unknown, replaces=[], delete_before_replace=False)
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=str(props["name"]), outs=self._verified(props))
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._verified(news))
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        self._verified(props)
-        return ReadResult(id_=id_, outs=props)
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        return None
-
-    @staticmethod
-    def _verified(props: dict[str, Any]) -> dict[str, Any]:
+    def verified(self, props: dict[str, Any]) -> dict[str, Any]:
         auth = normalize_inputs(props["auth"])
         result, token = obtain_token(str(props["secret"]), token_request_for(auth))
         if not result.ok or token is None:
