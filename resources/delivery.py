@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from .tokentest import shared_client
+from .tokentest import _Deadline, shared_client
 
 MAX_BODY = 4096
 SNIPPET = 160
@@ -66,14 +66,22 @@ def send_test_delivery(
         return DeliveryResult(name, ok, kind, message.replace(token, "[token]"), status, now)
 
     deadline = time.monotonic() + connect_timeout + read_timeout
+    # Ends the exchange at connect_timeout + read_timeout even when the target trickles its
+    # status line and headers (each byte within read_timeout would otherwise never time out).
+    guard = _Deadline(connect_timeout + read_timeout)
     try:
         client = shared_client(ca_bundle, connect_timeout, read_timeout)
-        with client.stream("POST", url, content=body.encode(), headers=sent_headers) as resp:
+        with guard, client.stream("POST", url, content=body.encode(), headers=sent_headers,
+                                  extensions={"trace": guard.trace}) as resp:
             raw = b""
-            for chunk in resp.iter_bytes():
-                raw += chunk
-                if len(raw) >= MAX_BODY or time.monotonic() > deadline:
-                    break
+            try:
+                for chunk in resp.iter_bytes():
+                    raw += chunk
+                    if len(raw) >= MAX_BODY or time.monotonic() > deadline:
+                        break
+            except httpx.HTTPError:
+                if not guard.fired:
+                    raise  # the answer broke off on its own; cut at the deadline, it is judged by its status
             status = resp.status_code
             ctype = resp.headers.get("content-type", "(none)")
             if 200 <= status < 300:
@@ -102,4 +110,8 @@ def send_test_delivery(
                           "(set ca_bundle on the secret to trust a private CA)")
         return result(False, "connection_failed", f"webhook '{name}': cannot connect to the target ({text})")
     except httpx.HTTPError as exc:
+        if guard.fired:
+            return result(False, "timeout", f"webhook '{name}': no complete answer within "
+                          f"{connect_timeout + read_timeout:g} s (connect_timeout + read_timeout); "
+                          "the target sends its answer too slowly")
         return result(False, "connection_failed", f"webhook '{name}': the delivery failed ({type(exc).__name__})")
