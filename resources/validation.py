@@ -26,12 +26,12 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -53,6 +53,8 @@ URL_EXPECTED = (
     "an https:// URL with a host, without user:password@ or #fragment "
     "(http:// only for 127.0.0.0/8, [::1] or localhost with allow_insecure_http: true)"
 )
+MAX_PROBLEMS = 100  # listed per file; more are summed up in one line
+
 LITERAL_SECRET_MESSAGE = (
     "{field} must not be written in this file (found a literal value): store it encrypted with "
     "`pulumi config set --secret KEY` and write `{field}: {{config: KEY}}` "
@@ -85,14 +87,67 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
+def _without_dialect(schema: Any) -> Any:
+    """The schema without its "$schema" members (also those of embedded copies)."""
+    if isinstance(schema, dict):
+        return {k: _without_dialect(v) for k, v in schema.items() if k != "$schema"}
+    if isinstance(schema, list):
+        return [_without_dialect(v) for v in schema]
+    return schema
+
+
 def _get_registry() -> Registry[Any]:
     global _registry
     with _lock:
         if _registry is None:
-            resources = [DRAFT202012.create_resource(load_schema(n)) for n in SCHEMA_FILES]
+            # Without "$schema" (the dialect is given here), a $ref keeps our validator class
+            # (_Validator) instead of switching to jsonschema's stock one for that dialect.
+            resources = [DRAFT202012.create_resource(_without_dialect(load_schema(n))) for n in SCHEMA_FILES]
             registry: Registry[Any] = Registry().with_resources((r.id() or "", r) for r in resources)
             _registry = registry.crawl()
         return _registry
+
+
+def _ecma_anchors(pattern: str) -> str:
+    """``pattern`` with every ``$`` anchor written ``\\Z``.
+
+    In JSON Schema (ECMA-262) ``$`` matches only at the end of the text; in Python it
+    also matches before a final newline, so ``name: "crm-api\\n"`` would pass
+    ``^[a-z][a-z0-9-]{0,62}$``. Escapes and ``$`` inside ``[...]`` are left alone.
+    """
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "$":
+            ch = "\\Z"
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+_patterns: dict[str, re.Pattern[str]] = {}
+
+
+def _pattern_keyword(validator: Any, pattern: str, instance: Any, _schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string"):
+        compiled = _patterns.get(pattern)
+        if compiled is None:
+            compiled = _patterns.setdefault(pattern, re.compile(_ecma_anchors(pattern)))
+        if not compiled.search(instance):
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(Draft202012Validator, {"pattern": _pattern_keyword})
 
 
 def _validator(ref: str) -> Draft202012Validator:
@@ -100,7 +155,7 @@ def _validator(ref: str) -> Draft202012Validator:
     with _lock:
         validator = _validators.get(ref)
         if validator is None:
-            validator = Draft202012Validator({"$ref": ref}, registry=registry)
+            validator = _Validator({"$ref": ref}, registry=registry)
             _validators[ref] = validator
         return validator
 
@@ -296,10 +351,12 @@ def _close(word: str, choices: Iterable[str]) -> str | None:
 # --------------------------------------------------------------------------- schema errors → _Raw
 
 
-def _schema_raws(validator: Draft202012Validator, instance: Any) -> list[_Raw]:
+def _schema_raws(validator: Draft202012Validator, instance: Any, limit: int | None = None) -> list[_Raw]:
     out: list[_Raw] = []
     for error in validator.iter_errors(instance):
         out.extend(_translate(error, None))
+        if limit is not None and len(out) > limit:
+            break  # errors come lazily: a huge file full of mistakes costs no more than this
     return out
 
 
@@ -538,7 +595,11 @@ def _webhook_rules(hook: Mapping[str, Any], path: Path_, secret_names: Collectio
     headers = hook.get("headers")
     if isinstance(headers, dict):
         seen: dict[str, str] = {}
-        for name in headers:
+        for name, value in headers.items():
+            if isinstance(value, str) and any(ch in value for ch in _HEADER_VALUE_CONTROLS):
+                raws.append(_Raw(path + ("headers", name), name,
+                                 f"the value of header '{name}' contains a line break or a control character",
+                                 "header text without line breaks or control characters"))
             folded = name.lower()
             if folded in seen:
                 raws.append(
@@ -610,6 +671,17 @@ def _literal_secrets(objects: Iterable[Any]) -> list[str]:
 # --------------------------------------------------------------------------- assembling
 
 
+_HEADER_VALUE_CONTROLS = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - {"\t"}
+
+
+def _visible(text: str) -> str:
+    """Control and invisible characters as escapes: a message never moves the cursor or forges a line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def _finish(ctx: _Ctx, schema_raws: list[_Raw], code_raws: list[_Raw], secrets: Iterable[str]) -> list[Problem]:
     code_paths = {raw.path for raw in code_raws}
     raws = [r for r in schema_raws if not (r.from_url_schema and r.path in code_paths)] + code_raws
@@ -636,8 +708,8 @@ def _finish(ctx: _Ctx, schema_raws: list[_Raw], code_raws: list[_Raw], secrets: 
                 column=pos[1] if pos else None,
                 path=format_path(raw.path, ctx.prefix),
                 field=raw.field,
-                message=message,
-                expected=expected,
+                message=_visible(message),
+                expected=_visible(expected) if expected else expected,
             )
         )
     problems.sort(key=lambda p: (p.line or 0, p.column or 0, p.path))
@@ -660,9 +732,15 @@ def validate_document(loaded: Loaded) -> list[Problem]:
                 "version: 1 and secrets: [...]",
             )
         ]
-    schema_raws = _schema_raws(_validator(DECLARATIONS_REF), data)
-    code_raws = _document_rules(data, ctx)
-    return _finish(ctx, schema_raws, code_raws, _literal_secrets(_items(data, "secrets")))
+    schema_raws = _schema_raws(_validator(DECLARATIONS_REF), data, limit=MAX_PROBLEMS)
+    code_raws = _document_rules(data, ctx)[: MAX_PROBLEMS + 1]
+    problems = _finish(ctx, schema_raws, code_raws, _literal_secrets(_items(data, "secrets")))
+    if len(problems) > MAX_PROBLEMS or len(schema_raws) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [
+            Problem(loaded.file, None, None, "", "",
+                    f"more than {MAX_PROBLEMS} problems: only the first {MAX_PROBLEMS} are listed", None)
+        ]
+    return problems
 
 
 RESOURCE_ONLY_KEYS = frozenset({"source", "secret_fingerprint", "tested_at", "token_expires_in",
