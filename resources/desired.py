@@ -80,6 +80,9 @@ def resolve_desired(path: Path, lookup: ConfigLookup, stack: str, *, collect: li
         where = f"{path.name}:{loaded.positions.get(('webhooks', i), (0, 0))[0]}"
         props = {k: resolver.value(v, where=f"{where}: webhooks[{i}] ({decl.get('name')}).{k}", secret=False)
                  for k, v in decl.items()}
+        if isinstance(decl.get("headers"), dict):  # a header value may be {config: KEY} too
+            props["headers"] = {h: resolver.value(v, where=f"{where}: webhooks[{i}] ({decl.get('name')}).headers.{h}",
+                                                  secret=False) for h, v in decl["headers"].items()}
         hooks.append((props, where))
     if collect is not None:
         collect.extend(resolver.problems)
