@@ -51,6 +51,11 @@ from jsonschema.exceptions import ValidationError
 from .conventions import CONVENTIONS
 from .errors import CellosignError
 
+try:  # libyaml parses the rendered document several times faster: the same events, the same safe constructors
+    from yaml import CSafeLoader as _SafeLoaderBase
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _SafeLoaderBase  # type: ignore[assignment]
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE_DIR = ROOT / "templates"
 TEMPLATE_NAME = "cellosign-config.yaml.j2"
@@ -355,7 +360,7 @@ def _template_line(tb: TracebackType | None, filename: str) -> int | None:
     return line
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(_SafeLoaderBase):
     """yaml.safe_load, except that a mapping with the same key twice is an error."""
 
 
