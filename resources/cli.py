@@ -12,7 +12,16 @@ from .errors import CellosignError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cmd_example, cmd_migrate, cmd_promote, cmd_render, cmd_stack, cmd_test_token, cmd_validate
+    from . import (
+        cmd_example,
+        cmd_migrate,
+        cmd_promote,
+        cmd_recover,
+        cmd_render,
+        cmd_stack,
+        cmd_test_token,
+        cmd_validate,
+    )
 
     parser = argparse.ArgumentParser(prog="cellosign-iac", description="Cellosign secrets and webhooks as code.")
     parser.add_argument("--project-dir", type=Path, default=None,
@@ -42,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="is the target stack ready for what the source runs? (exit 0 ready, 1 not)")
     cmd_promote.add_arguments(p)
     p.set_defaults(handler=cmd_promote.run)
+
+    p = sub.add_parser("recover", help="after a killed run: remove its stale lock and pending operations, "
+                       "rewrite the review copy (exit 0 recovered, 1 refused)")
+    cmd_recover.add_arguments(p)
+    p.set_defaults(handler=cmd_recover.run)
 
     p = sub.add_parser("migrate",
                        help="move stacks to another state backend (file:// -> postgres://), outputs compared")

@@ -36,6 +36,12 @@ def run_action(
             stack.destroy(on_output=out, color="never")
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(action)
+    except auto.ConcurrentUpdateError as exc:
+        # Refused by the backend's lock: another run owns the stack (and its review copy).
+        print(str(exc).rsplit("\n stderr:", 1)[-1].strip(), file=sys.stderr)
+        print(f"cellosign-iac: stack '{stack_name}' is locked by another run; nothing was changed. "
+              f"If that run was killed, `cellosign-iac recover --stack {stack_name}` clears its lock.", file=sys.stderr)
+        return 1
     except auto.CommandError as exc:
         # The engine printed its diagnostics through on_output, except with --diff: then
         # Pulumi writes them (the failed token test, ...) to its stderr, held by the exception.

@@ -344,8 +344,10 @@ def test_pulumi_verbose_logs_hold_secret_values_so_no_command_enables_them(
 ) -> None:
     # Nothing in the project turns on verbose logging, stderr logging, gRPC dumps or tracing.
     pattern = re.compile(r"log_verbosity|log_to_std_err|logtostderr|-v=\d|PULUMI_DEBUG_GRPC|tracing|debug=True")
+    blanked = '"PULUMI_DEBUG_GRPC": "",'  # engine_env switches the gRPC dump OFF, whatever the caller's env says
     offenders = [f"{path.name}:{n}" for path in (PROJECT_ROOT / "resources").glob("*.py")
-                 for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if pattern.search(line) and line.strip() != blanked and not line.strip().startswith("#")]
     assert not offenders, f"a command enables Pulumi's verbose logs (they hold secret values): {offenders}"
 
     # The Pulumi behaviour that makes this matter: -v=9 logs the provider inputs in plaintext.
